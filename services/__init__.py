@@ -1,0 +1,1 @@
+"""Deployable services built on fraudkit: the explanation service and the alert Lambda."""

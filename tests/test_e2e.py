@@ -1,0 +1,38 @@
+"""The demo path end to end: real broker, Spark, explanation service, moto SES."""
+
+from pathlib import Path
+
+import pytest
+
+from fraudkit.alerts import sent_messages
+from fraudkit.config import with_service_endpoints
+from fraudkit.demo import BAD_MESSAGES, format_summary, run_demo
+from fraudkit.pipeline import read_lake
+from fraudkit.services import down
+from tests.conftest import make_settings
+
+pytestmark = [pytest.mark.e2e, pytest.mark.spark, pytest.mark.kafka, pytest.mark.service]
+
+
+def test_demo_scores_every_transaction_once_and_really_sends_alerts(tmp_path, spark):
+    settings = make_settings(tmp_path / "runs")
+    lines: list[str] = []
+    summary = run_demo(settings, limit=1500, say=lines.append, spark=spark, stop_services=False)
+    try:
+        assert summary["produced"] == 1500
+        assert summary["scored"] == 1500
+        assert summary["duplicates"] == 0 and summary["missing"] == 0
+        assert summary["dead_letters"] == len(BAD_MESSAGES)
+        assert summary["flagged"] > 0
+        assert summary["alerts_sent"] == summary["flagged"]
+        q = summary["quality"]
+        assert q["labelled"] == 1500 and q["frauds"] > 0
+        assert q["recall"] is not None and q["recall"] > 0.5
+        # the alerts sent by SES name their transactions
+        alerts = read_lake(Path(summary["run_folder"]) / "lake" / "alerts")
+        mail = sent_messages(with_service_endpoints(settings))
+        bodies = " ".join(m.get("body", "") for m in mail)
+        assert all(tx in bodies for tx in alerts["tx_id"])
+        assert "alerts sent" in format_summary(summary)
+    finally:
+        down(settings, say=lines.append)

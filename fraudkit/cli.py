@@ -150,7 +150,9 @@ def demo(
     period: Annotated[
         str, typer.Option(help="test: the model's held-out period; all: the whole source.")
     ] = "test",
-    rate: Annotated[float | None, typer.Option(help="Messages per second.")] = None,
+    rate: Annotated[
+        float | None, typer.Option(help="Messages per second (0: as fast as possible).")
+    ] = 1000,
     keep_up: Annotated[bool, typer.Option(help="Leave the services running afterwards.")] = False,
 ) -> None:
     """Run the whole pipeline end to end on the embedded services and print what happened."""
@@ -161,7 +163,7 @@ def demo(
         settings,
         limit=limit or None,
         period=period,
-        rate=rate,
+        rate=rate or None,
         stop_services=not keep_up,
         say=typer.echo,
     )

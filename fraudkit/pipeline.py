@@ -199,8 +199,12 @@ class BatchSink:
 
     def __call__(self, batch_df: Any, batch_id: int) -> None:
         """Spark's foreachBatch entry: one action (toArrow), then the pandas core."""
-        table = batch_df.select(*KAFKA_COLUMNS).toArrow()
-        self.handle(table.to_pandas(), batch_id)
+        started = time.perf_counter()
+        table = batch_df.select(*KAFKA_COLUMNS).toArrow()  # the Kafka read happens here
+        read_seconds = time.perf_counter() - started
+        result = self.handle(table.to_pandas(), batch_id)
+        result.stats["read_seconds"] = read_seconds
+        result.stats["seconds"] += read_seconds
 
     def handle(self, raw: pd.DataFrame, batch_id: int) -> BatchResult:
         """Process one batch of Kafka-shaped rows; safe to call again with the same batch."""

@@ -9,12 +9,13 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from fraudkit.config import Settings, load_settings, with_service_endpoints
-from fraudkit.services import down, free_port, up
+from fraudkit.services import SERVICE_NAMES, down, free_port, up
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -58,18 +59,25 @@ def services_run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("services") / "runs"
 
 
-@pytest.fixture(scope="session")
-def live_services(services_run_dir: Path) -> Iterator[Settings]:
-    """All three embedded services, started once for the session by ``fraudkit.services.up``.
+@contextmanager
+def running(run_dir: Path, *names: str) -> Iterator[Settings]:
+    """Embedded services started by ``fraudkit.services.up`` in ``run_dir``, stopped after.
 
     Yields settings whose endpoints point at them.
     """
-    base = make_settings(services_run_dir)
-    up(base, say=lambda _: None)
+    base = make_settings(run_dir)
+    up(base, names=names or SERVICE_NAMES, say=lambda _: None)
     try:
         yield with_service_endpoints(base)
     finally:
         down(base, say=lambda _: None)
+
+
+@pytest.fixture(scope="session")
+def live_services(services_run_dir: Path) -> Iterator[Settings]:
+    """All three embedded services, started once for the test session."""
+    with running(services_run_dir) as live:
+        yield live
 
 
 @pytest.fixture(scope="session")

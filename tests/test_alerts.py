@@ -24,9 +24,8 @@ from fraudkit.alerts import (
     sent_messages,
 )
 from fraudkit.aws import client
-from fraudkit.config import Settings, with_service_endpoints
-from fraudkit.services import down, up
-from tests.conftest import make_settings
+from fraudkit.config import Settings
+from tests.conftest import running
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -112,12 +111,8 @@ def test_render_escapes_html_and_keeps_subject_one_line() -> None:
 @pytest.fixture(scope="module")
 def moto_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     """A moto server of this module's own, started by ``fraudkit.services.up``."""
-    base = make_settings(tmp_path_factory.mktemp("aws") / "runs")
-    up(base, names=("moto",), say=lambda _: None)
-    try:
-        yield with_service_endpoints(base)
-    finally:
-        down(base, say=lambda _: None)
+    with running(tmp_path_factory.mktemp("aws") / "runs", "moto") as settings:
+        yield settings
 
 
 @pytest.fixture

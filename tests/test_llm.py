@@ -8,15 +8,10 @@ registered yet). No fake LLM server: the real local counterpart is llama.cpp, te
 from __future__ import annotations
 
 import importlib
-import os
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -35,7 +30,9 @@ from fraudkit.llm import (
     rule_confidence,
     validate_answer,
 )
+from fraudkit.services import free_port
 from services.llm_service.app import create_app
+from tests.conftest import running
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -65,13 +62,6 @@ def make_item(
             for f, v, c in contributions
         ],
     )
-
-
-def free_port() -> int:
-    """A loopback port that nothing listens on (bound, then released)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # --------------------------------------------------------------------------------------------
@@ -368,50 +358,10 @@ def test_service_refuses_bad_input_with_field_errors(
 
 @pytest.fixture(scope="module")
 def service_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real explanation service (template provider) in a uvicorn subprocess."""
-    folder = tmp_path_factory.mktemp("llm_service")
-    config = folder / "config.yaml"
-    config.write_text("mode: local\nllm:\n  provider: template\n")
-    env = {**os.environ, "FRAUDKIT_CONFIG": str(config), "FRAUDKIT_LLM__PROVIDER": "template"}
-    port = free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "--factory",
-        "services.llm_service.app:create_app",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--log-level",
-        "warning",
-    ]
-    log = (folder / "uvicorn.log").open("w")
-    process = subprocess.Popen(command, cwd=folder, env=env, stdout=log, stderr=log)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"the service exited: {(folder / 'uvicorn.log').read_text()}")
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"the service did not start: {(folder / 'uvicorn.log').read_text()}")
-            time.sleep(0.1)
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
+    """A real explanation service (template provider), started as ``fraudkit up`` does."""
+    with running(tmp_path_factory.mktemp("llm_service") / "runs", "llm") as settings:
+        assert settings.llm.url
+        yield settings.llm.url
 
 
 @pytest.mark.service

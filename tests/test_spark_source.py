@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from fraudkit.config import Settings, with_service_endpoints
+from fraudkit.config import Settings
 from fraudkit.kafka_io import ensure_topics, send_raw
 from fraudkit.spark_source import (
     KAFKA_SCHEMA,
@@ -44,15 +44,10 @@ from fraudkit.spark_source import (
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     """A Tansu broker for this module only; settings point at it."""
-    from fraudkit.services import down, up
-    from tests.conftest import make_settings
+    from tests.conftest import running
 
-    base = make_settings(tmp_path_factory.mktemp("spark_source") / "runs")
-    up(base, names=("kafka",), say=lambda _: None)
-    try:
-        yield with_service_endpoints(base)
-    finally:
-        down(base, say=lambda _: None)
+    with running(tmp_path_factory.mktemp("spark_source") / "runs", "kafka") as settings:
+        yield settings
 
 
 def new_topic(settings: Settings, partitions: int = 4) -> str:

@@ -101,6 +101,10 @@ class AlertEvent(_Strict):
 
     alerts: list[Any]
     batch_id: int | None = None
+    #: Who sends: the same ``attempt`` again means the earlier try of this very batch died
+    #: (the stream uses its checkpoint and batch id: Spark replays a batch only after the
+    #: run that started it is gone), so its ``sending`` claims are taken over at once.
+    attempt: str | None = Field(default=None, max_length=300)
 
 
 def _first_error(exc: ValidationError) -> str:
@@ -225,13 +229,19 @@ def _claim(
     batch_id: int | None,
     now: float,
     stale_after_s: float,
+    attempt: str | None = None,
 ) -> str | None:
-    """Claim ``tx_id``; None when claimed, else the status of whoever holds it."""
+    """Claim ``tx_id``; None when claimed, else the status of whoever holds it.
+
+    A ``sending`` claim is taken over when it is stale, or when it was left by the same
+    ``attempt`` (an earlier try of this batch that died before marking it sent).
+    """
     item = {
         "tx_id": {"S": tx_id},
         "status": {"S": SENDING},
         "claim_id": {"S": claim_id},
         "claimed_at": {"N": repr(now)},
+        "attempt": {"S": attempt or claim_id},
     }
     if batch_id is not None:
         item["batch_id"] = {"N": str(batch_id)}
@@ -240,12 +250,14 @@ def _claim(
             TableName=table,
             Item=item,
             ConditionExpression=(
-                "attribute_not_exists(tx_id) OR (#s = :sending AND claimed_at < :stale_before)"
+                "attribute_not_exists(tx_id) OR (#s = :sending AND "
+                "(claimed_at < :stale_before OR attempt = :attempt))"
             ),
             ExpressionAttributeNames={"#s": "status"},
             ExpressionAttributeValues={
                 ":sending": {"S": SENDING},
                 ":stale_before": {"N": repr(now - stale_after_s)},
+                ":attempt": {"S": attempt or claim_id},
             },
         )
         return None
@@ -305,7 +317,7 @@ def send_alerts(
     is ``failed``. Nothing is raised for one alert's failure: the others are still sent.
 
     Args:
-        event: ``{"alerts": [...], "batch_id": int | None}``.
+        event: ``{"alerts": [...], "batch_id": int | None, "attempt": str | None}``.
         ses: a boto3 SES (v1) client.
         table_name: the DynamoDB ledger table (hash key ``tx_id``, a string).
         dynamodb: a boto3 DynamoDB client.
@@ -351,6 +363,7 @@ def send_alerts(
                 envelope.batch_id,
                 now(),
                 stale_after_s,
+                envelope.attempt,
             )
         except (ClientError, BotoCoreError) as exc:
             row.update(status="failed", error=f"ledger: {_error_text(exc)}")

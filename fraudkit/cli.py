@@ -177,17 +177,66 @@ def demo(
 def train(
     config: ConfigOption = None,
     source: Annotated[str, typer.Option(help="sample, full, or a CSV path.")] = "sample",
+    notebook: Annotated[
+        bool,
+        typer.Option(
+            help="Run notebooks/02_train_model_shap.ipynb with papermill (the executed notebook, "
+            "with its plots, is kept in the run folder); --no-notebook calls train_model only."
+        ),
+    ] = True,
 ) -> None:
     """Train the XGBoost model, choose its threshold on validation and save the artifact."""
-    from fraudkit.data import load_transactions
-    from fraudkit.model import train_model
-
     settings = _settings(config)
-    frame = load_transactions(source, settings=settings)
-    artifact = train_model(frame, settings=settings.model)
-    artifact.save(settings.model.dir)
-    typer.echo(json.dumps(artifact.metadata.get("metrics", {}), indent=2, default=str))
-    typer.echo(f"saved {settings.model.dir}")
+    if not notebook:
+        from fraudkit.data import load_transactions
+        from fraudkit.model import train_model
+
+        frame = load_transactions(source, settings=settings)
+        artifact = train_model(frame, settings=settings.model)
+        artifact.save(settings.model.dir)
+        typer.echo(json.dumps(artifact.metadata.get("metrics", {}), indent=2, default=str))
+        typer.echo(f"saved {settings.model.dir}")
+        return
+
+    from datetime import UTC, datetime
+
+    from papermill import PapermillExecutionError
+
+    import fraudkit
+    from fraudkit.notebook import run_notebook
+
+    template = (
+        Path(fraudkit.__file__).resolve().parents[1] / "notebooks" / "02_train_model_shap.ipynb"
+    )
+    if not template.is_file():
+        _fail(f"notebook not found at {template}; run `fraudkit train --no-notebook` instead")
+    folder = settings.run_dir / "train" / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    folder.mkdir(parents=True, exist_ok=True)
+    output = folder / template.name
+    parameters = {"SOURCE": source, "MODEL_DIR": str(settings.model.dir)}
+    if config is not None:
+        parameters["CONFIG"] = str(config.resolve())
+    typer.echo(f"running {template.name} on {source}; executed notebook: {output}")
+    try:
+        results = run_notebook(template, output, parameters, cwd=settings.root)
+    except PapermillExecutionError as exc:
+        _fail(
+            f"the notebook failed in cell {exc.cell_index}: {exc.ename}: {exc.evalue}; see {output}"
+        )
+    keys = (
+        "test_auprc",
+        "test_roc_auc",
+        "logistic_test_auprc",
+        "random_split_test_auprc",
+        "threshold",
+        "test_at_threshold",
+        "test_precision_at_k",
+        "calibration",
+        "training_seconds",
+        "comparison",
+    )
+    typer.echo(json.dumps({k: results.get(k) for k in keys}, indent=2, default=str))
+    typer.echo(f"saved {results.get('model_dir', settings.model.dir)}; executed: {output}")
 
 
 @data_app.command("fetch")

@@ -1,4 +1,4 @@
-"""Small helpers the notebooks share: recording named results for the tests."""
+"""Notebook helpers: recording named results, and running a notebook with papermill."""
 
 from __future__ import annotations
 
@@ -20,3 +20,30 @@ def record_results(results: dict[str, Any], path: str | Path | None = None) -> d
         target.write_text(text)
     print(text)
     return results
+
+
+def run_notebook(
+    notebook: str | Path,
+    output: str | Path,
+    parameters: dict[str, Any] | None = None,
+    *,
+    cwd: str | Path | None = None,
+) -> dict[str, Any]:
+    """Execute ``notebook`` with papermill and return the named results its last cell recorded.
+
+    The results go to a JSON file next to ``output`` (passed in as the ``RESULTS_PATH``
+    parameter). A failing cell raises papermill's ``PapermillExecutionError``.
+    """
+    import papermill
+
+    output = Path(output)
+    results = output.with_suffix(".results.json")
+    papermill.execute_notebook(
+        str(notebook),
+        str(output),
+        parameters={**(parameters or {}), "RESULTS_PATH": str(results)},
+        cwd=str(cwd or Path(notebook).resolve().parent),
+        kernel_name="python3",
+        progress_bar=False,
+    )
+    return json.loads(results.read_text())

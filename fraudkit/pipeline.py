@@ -9,6 +9,7 @@ alert handler once per batch.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import shutil
@@ -196,6 +197,9 @@ class BatchSink:
         self.history: list[dict[str, Any]] = []
         self._producer: Any = None
         self._llm: Any = None
+        # One checkpoint is one query: with the batch id it names a batch across restarts.
+        checkpoint = str(settings.stream.checkpoint_dir).encode()
+        self._query_key = "stream-" + hashlib.sha256(checkpoint).hexdigest()[:16]
 
     def __call__(self, batch_df: Any, batch_id: int) -> None:
         """Spark's foreachBatch entry: one action (toArrow), then the pandas core."""
@@ -248,6 +252,7 @@ class BatchSink:
         explanations = self._llm.explain([ExplainItem.model_validate(i) for i in items])
         explain_s = time.perf_counter() - t0
         event = alert_event(items, explanations, result.flagged, result.batch_id)
+        event["attempt"] = f"{self._query_key}#{result.batch_id}"
         t0 = time.perf_counter()
         try:
             outcome = invoke_alert_handler(event, self.settings)

@@ -239,6 +239,41 @@ def test_stale_claim_is_retaken_and_a_fresh_one_is_left_alone(aws: Settings) -> 
 
 
 @pytest.mark.aws
+def test_a_claim_left_by_the_same_attempt_is_taken_over_at_once(aws: Settings) -> None:
+    dynamodb = client("dynamodb", aws)
+    table = aws.aws.dedupe_table
+    for tx_id, attempt in (("tx-replayed", "stream-a#7"), ("tx-other", "stream-b#7")):
+        dynamodb.put_item(
+            TableName=table,
+            Item={
+                "tx_id": {"S": tx_id},
+                "status": {"S": "sending"},
+                "claim_id": {"S": "the-run-that-died"},
+                "claimed_at": {"N": str(time.time() - 5)},
+                "attempt": {"S": attempt},
+            },
+        )
+    event = {
+        "alerts": [make_alert("tx-replayed"), make_alert("tx-other")],
+        "batch_id": 7,
+        "attempt": "stream-a#7",
+    }
+    kwargs = {
+        "ses": client("ses", aws),
+        "dynamodb": dynamodb,
+        "table_name": table,
+        "sender": aws.aws.ses_sender,
+        "recipient": aws.aws.alert_recipient,
+    }
+    result = send_alerts(event, **kwargs)
+    assert [r["status"] for r in result["results"]] == ["sent", "in_flight"]
+    assert len(mails_about(aws, "tx-replayed")) == 1 and mails_about(aws, "tx-other") == []
+    again = send_alerts(event, **kwargs)  # the same batch once more: sent stays sent
+    assert [r["status"] for r in again["results"]] == ["duplicate", "in_flight"]
+    assert len(mails_about(aws, "tx-replayed")) == 1
+
+
+@pytest.mark.aws
 def test_lambda_deploy_shape(aws: Settings) -> None:
     package = io.BytesIO()
     with zipfile.ZipFile(package, "w") as zf:

@@ -13,12 +13,16 @@ from sklearn.metrics import average_precision_score
 
 from fraudkit import model as model_module
 from fraudkit.config import ModelSettings, load_settings
-from fraudkit.data import load_transactions
+from fraudkit.data import legit_weights, load_transactions
 from fraudkit.evaluate import (
     average_precision,
     average_precision_interval,
+    calibration_summary,
     expected_cost,
     precision_at_k,
+    reliability_table,
+    separation_table,
+    threshold_curve,
 )
 from fraudkit.explain import top_contributions
 from fraudkit.features import FEATURE_COLUMNS, build_features
@@ -27,8 +31,10 @@ from fraudkit.model import (
     ModelArtifact,
     choose_threshold,
     ensure_model,
+    fit_platt,
     random_split,
     time_split,
+    train_logistic,
     train_model,
 )
 from fraudkit.schema import ID, LABEL
@@ -302,3 +308,80 @@ def test_top_contributions_add_up_to_the_margin(
             assert item["direction"] == expected
     # For the known frauds, the top features push the score up on balance.
     assert np.mean([sum(d["contribution"] for d in row) > 0 for row in top5[:20]]) > 0.8
+
+
+# --- baseline, calibration, curves ----------------------------------------------------------
+
+
+@pytest.mark.unit
+def test_logistic_baseline_ranks_frauds_high(sample: pd.DataFrame) -> None:
+    split = time_split(sample)
+    baseline = train_logistic(split.train)
+    scores = baseline.predict_proba(split.test)
+    assert scores.shape == (len(split.test),) and ((scores >= 0) & (scores <= 1)).all()
+    assert baseline.features == list(FEATURE_COLUMNS)
+    y = split.test[LABEL].to_numpy()
+    assert average_precision(y, scores, legit_weights(split.test)) > 0.5
+    # Balanced class weights push the average score far above the fraud rate.
+    assert scores.mean() > 5 * y.mean()
+    np.testing.assert_array_equal(  # the label is never read
+        scores, baseline.predict_proba(split.test.drop(columns=[LABEL]))
+    )
+
+
+@pytest.mark.unit
+def test_platt_calibration_recovers_known_probabilities() -> None:
+    rng = np.random.default_rng(0)
+    margin = rng.normal(-4, 2, 50_000)
+    y = (rng.random(50_000) < 1 / (1 + np.exp(-(0.5 * margin - 1)))).astype(int)
+    fit = fit_platt(margin, y)
+    assert fit["method"] == "platt"
+    assert fit["slope"] == pytest.approx(0.5, abs=0.05)
+    assert fit["intercept"] == pytest.approx(-1.0, abs=0.15)
+    assert fit_platt(margin, np.zeros_like(y))["method"] == "none"
+    assert fit_platt(margin, (margin < -4).astype(int))["method"] == "none"  # reversed ranking
+
+
+@pytest.mark.unit
+def test_artifact_applies_its_calibration(
+    artifact: ModelArtifact, saved: Path, sample: pd.DataFrame
+) -> None:
+    cal = artifact.metadata["calibration"]
+    assert cal["method"] == "platt" and cal["fitted_on"] == "valid"
+    slope, intercept = artifact.calibration
+    rows = sample.iloc[::50]
+    raw = artifact.predict_proba(rows, calibrated=False)
+    calibrated = artifact.predict_proba(rows)
+    raw_logit = np.log(raw / (1 - raw))
+    np.testing.assert_allclose(
+        np.log(calibrated / (1 - calibrated)), slope * raw_logit + intercept, atol=1e-4
+    )
+    assert np.array_equal(np.argsort(raw, kind="stable"), np.argsort(calibrated, kind="stable"))
+    # On the sample (10% of legit rows) the booster over-states; the calibration pulls it down.
+    test = artifact.metadata["metrics"]["test"]["calibration"]
+    assert test["mean_score"] == pytest.approx(test["fraud_rate"], rel=0.5)
+    assert ModelArtifact.load(saved).calibration == artifact.calibration
+    uncalibrated = ModelArtifact(artifact.booster, {**artifact.metadata, "calibration": None})
+    np.testing.assert_allclose(uncalibrated.predict_proba(rows), raw, atol=1e-6)
+
+
+@pytest.mark.unit
+def test_threshold_curve_and_calibration_by_hand() -> None:
+    curve = threshold_curve(Y, SCORES, AMOUNTS, review_cost=5.0)
+    assert curve["cost"].tolist() == [120.0, 25.0, 30.0, 15.0, 20.0]
+    assert curve["alerts"].tolist() == [0.0, 1.0, 2.0, 3.0, 4.0]
+    assert curve["threshold"].iloc[0] > 0.9 and curve["threshold"].iloc[-1] == 0.1
+    table = reliability_table(np.array([0, 0, 1, 1]), np.array([0.05, 0.15, 0.15, 0.95]))
+    assert table["rows"].tolist() == [1.0, 2.0, 1.0]
+    assert table["fraud_rate"].tolist() == [0.0, 0.5, 1.0]
+    summary = calibration_summary(np.array([0, 1]), np.array([0.0, 1.0]))
+    assert summary["ece"] == 0.0 and summary["brier"] == 0.0
+
+
+@pytest.mark.unit
+def test_random_split_training_and_separation_table(sample: pd.DataFrame) -> None:
+    random_model = train_model(sample, split="random", n_boot=20)
+    assert random_model.metadata["split"]["kind"] == "random"
+    table = separation_table(sample)
+    assert table["feature"].iloc[0] == "V14" and table["ks"].is_monotonic_decreasing
+    assert ((table["auc"] >= 0.5) & (table["auc"] <= 1)).all()

@@ -53,7 +53,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = Path(tmp) / "runs"
         settings = load_settings(
-            overrides={"run_dir": str(run_dir), "model": {"dir": str(run_dir / "model")}},
+            overrides={"run_dir": str(run_dir)},
             use_state=False,
         )
         frame = rows(args.rows)

@@ -95,7 +95,7 @@ class LlmSettings(_Section):
 class ModelSettings(_Section):
     """The model artifact and how its threshold is chosen."""
 
-    dir: Path = Path("runs/model")
+    dir: Path = Path("model")
     threshold_strategy: Literal["cost", "budget"] = "cost"
     review_cost: float = Field(5.0, ge=0)
     alerts_per_day: float = Field(100, gt=0)
@@ -105,16 +105,21 @@ class ModelSettings(_Section):
 class StreamSettings(_Section):
     """The scoring stream: checkpoint, lake folders, trigger."""
 
-    checkpoint_dir: Path = Path("runs/checkpoints/scoring")
-    output_dir: Path = Path("runs/lake/scored")
-    dlq_dir: Path = Path("runs/lake/dlq")
-    alerts_dir: Path = Path("runs/lake/alerts")
+    checkpoint_dir: Path = Path("checkpoints/scoring")
+    output_dir: Path = Path("lake/scored")
+    dlq_dir: Path = Path("lake/dlq")
+    alerts_dir: Path = Path("lake/alerts")
     trigger_seconds: float = Field(1, gt=0)
     shuffle_partitions: int = Field(2, ge=1)
 
 
 class Settings(_Section):
-    """All of fraudkit's settings. Relative paths are relative to :attr:`root`."""
+    """All of fraudkit's settings.
+
+    Relative paths: ``run_dir`` and ``data.full_path`` are relative to :attr:`root` (the folder
+    of config.yaml); the model and stream folders are relative to ``run_dir``, so one
+    ``FRAUDKIT_RUN_DIR`` moves every output of a run.
+    """
 
     mode: Literal["local", "aws"] = "local"
     root: Path = Field(default_factory=Path.cwd)
@@ -130,19 +135,18 @@ class Settings(_Section):
 
     @model_validator(mode="after")
     def _absolute_paths(self) -> Settings:
+        """Resolve relative paths: run_dir and data against root, the rest against run_dir."""
         root = self.root.resolve()
         self.root = root
 
-        def absolute(p: Path) -> Path:
-            return p if p.is_absolute() else root / p
+        def under(base: Path, p: Path) -> Path:
+            return p if p.is_absolute() else base / p
 
-        self.run_dir = absolute(self.run_dir)
-        self.data.full_path = absolute(self.data.full_path)
-        self.model.dir = absolute(self.model.dir)
-        self.stream.checkpoint_dir = absolute(self.stream.checkpoint_dir)
-        self.stream.output_dir = absolute(self.stream.output_dir)
-        self.stream.dlq_dir = absolute(self.stream.dlq_dir)
-        self.stream.alerts_dir = absolute(self.stream.alerts_dir)
+        self.run_dir = under(root, self.run_dir)
+        self.data.full_path = under(root, self.data.full_path)
+        self.model.dir = under(self.run_dir, self.model.dir)
+        for name in ("checkpoint_dir", "output_dir", "dlq_dir", "alerts_dir"):
+            setattr(self.stream, name, under(self.run_dir, getattr(self.stream, name)))
         return self
 
     @property

@@ -24,13 +24,6 @@ def make_settings(run_dir: Path, **overrides) -> Settings:
     """Settings from the project's config.yaml with a private run folder and free ports."""
     base = {
         "run_dir": str(run_dir),
-        "model": {"dir": str(run_dir / "model")},
-        "stream": {
-            "checkpoint_dir": str(run_dir / "checkpoints"),
-            "output_dir": str(run_dir / "lake" / "scored"),
-            "dlq_dir": str(run_dir / "lake" / "dlq"),
-            "alerts_dir": str(run_dir / "lake" / "alerts"),
-        },
         "services": {
             "kafka_port": free_port(),
             "moto_port": free_port(),

@@ -13,7 +13,15 @@ def test_defaults_come_from_config_yaml_and_paths_are_absolute():
     assert s.kafka.topic == "creditcard_topic"
     assert s.kafka.bootstrap_servers is None
     assert s.run_dir == ROOT / "runs"
-    assert s.stream.checkpoint_dir.is_absolute()
+    assert s.stream.checkpoint_dir == ROOT / "runs" / "checkpoints" / "scoring"
+    assert s.model.dir == ROOT / "runs" / "model"
+
+
+def test_one_run_dir_moves_every_output(tmp_path):
+    s = load_settings(ROOT / "config.yaml", env={"FRAUDKIT_RUN_DIR": str(tmp_path)})
+    for folder in (s.model.dir, s.stream.output_dir, s.stream.checkpoint_dir, s.state_file):
+        assert folder.is_relative_to(tmp_path)
+    assert s.data.full_path == ROOT / "data" / "creditcard.csv"
 
 
 def test_environment_overrides_nested_keys_and_usual_names():

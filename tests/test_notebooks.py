@@ -24,7 +24,6 @@ def run_notebook(name: str, tmp_path: Path, **parameters) -> dict:
 def private_run(tmp_path, monkeypatch):
     """The notebook kernel inherits these: its own run folder, model and free ports."""
     monkeypatch.setenv("FRAUDKIT_RUN_DIR", str(tmp_path / "runs"))
-    monkeypatch.setenv("FRAUDKIT_MODEL__DIR", str(tmp_path / "runs" / "model"))
     monkeypatch.setenv("PYSPARK_PYTHON", sys.executable)
     for name in ("KAFKA", "MOTO", "LLM"):
         monkeypatch.setenv(f"FRAUDKIT_SERVICES__{name}_PORT", str(free_port()))

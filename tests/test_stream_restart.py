@@ -31,10 +31,6 @@ def _stream_env(live, run_dir: Path, topic: str) -> dict[str, str]:
         {
             "FRAUDKIT_RUN_DIR": str(run_dir),
             "FRAUDKIT_MODEL__DIR": str(live.model.dir),
-            "FRAUDKIT_STREAM__CHECKPOINT_DIR": str(run_dir / "checkpoint"),
-            "FRAUDKIT_STREAM__OUTPUT_DIR": str(run_dir / "lake" / "scored"),
-            "FRAUDKIT_STREAM__DLQ_DIR": str(run_dir / "lake" / "dlq"),
-            "FRAUDKIT_STREAM__ALERTS_DIR": str(run_dir / "lake" / "alerts"),
             "FRAUDKIT_KAFKA__TOPIC": topic,
             "FRAUDKIT_KAFKA__MAX_OFFSETS_PER_TRIGGER": "400",
             "KAFKA_BOOTSTRAP_SERVERS": live.kafka.bootstrap_servers,

@@ -206,21 +206,33 @@ def test_malformed_event_is_rejected_without_sending(aws: Settings) -> None:
     assert sent_messages(aws) == []
 
 
+def leave_claim(
+    settings: Settings,
+    tx_id: str,
+    claimed_at: float,
+    *,
+    claim_id: str = "a-run-that-died",
+    attempt: str | None = None,
+) -> None:
+    """A ``sending`` claim in the ledger, as a run that died before sending leaves it."""
+    item = {
+        "tx_id": {"S": tx_id},
+        "status": {"S": "sending"},
+        "claim_id": {"S": claim_id},
+        "claimed_at": {"N": str(claimed_at)},
+    }
+    if attempt:
+        item["attempt"] = {"S": attempt}
+    client("dynamodb", settings).put_item(TableName=settings.aws.dedupe_table, Item=item)
+
+
 @pytest.mark.aws
 def test_stale_claim_is_retaken_and_a_fresh_one_is_left_alone(aws: Settings) -> None:
     dynamodb = client("dynamodb", aws)
     table = aws.aws.dedupe_table
     now = time.time()
-    for tx_id, claimed_at in (("tx-crashed", now - 3600), ("tx-busy", now - 5)):
-        dynamodb.put_item(
-            TableName=table,
-            Item={
-                "tx_id": {"S": tx_id},
-                "status": {"S": "sending"},
-                "claim_id": {"S": "another-run"},
-                "claimed_at": {"N": str(claimed_at)},
-            },
-        )
+    leave_claim(aws, "tx-crashed", now - 3600, claim_id="another-run")
+    leave_claim(aws, "tx-busy", now - 5, claim_id="another-run")
     result = send_alerts(
         {"alerts": [make_alert("tx-crashed"), make_alert("tx-busy")], "batch_id": 4},
         ses=client("ses", aws),
@@ -242,17 +254,8 @@ def test_stale_claim_is_retaken_and_a_fresh_one_is_left_alone(aws: Settings) -> 
 def test_a_claim_left_by_the_same_attempt_is_taken_over_at_once(aws: Settings) -> None:
     dynamodb = client("dynamodb", aws)
     table = aws.aws.dedupe_table
-    for tx_id, attempt in (("tx-replayed", "stream-a#7"), ("tx-other", "stream-b#7")):
-        dynamodb.put_item(
-            TableName=table,
-            Item={
-                "tx_id": {"S": tx_id},
-                "status": {"S": "sending"},
-                "claim_id": {"S": "the-run-that-died"},
-                "claimed_at": {"N": str(time.time() - 5)},
-                "attempt": {"S": attempt},
-            },
-        )
+    leave_claim(aws, "tx-replayed", time.time() - 5, attempt="stream-a#7")
+    leave_claim(aws, "tx-other", time.time() - 5, attempt="stream-b#7")
     event = {
         "alerts": [make_alert("tx-replayed"), make_alert("tx-other")],
         "batch_id": 7,

@@ -64,3 +64,21 @@ def build_spark(
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     return spark
+
+
+def _import_source(_: Any) -> int:
+    import fraudkit.spark_source  # noqa: F401  (the import is the point)
+
+    return os.getpid()
+
+
+def warm_up_workers(spark: Any) -> int:
+    """Start the Python workers and import the Kafka source in them, before the stream runs.
+
+    Spark reuses Python workers, so the first micro-batch then reads Kafka at the steady
+    rate instead of paying seconds of interpreter start-up and imports. Returns how many
+    worker processes answered.
+    """
+    context = spark.sparkContext
+    slots = max(1, context.defaultParallelism)
+    return len(set(context.parallelize(range(slots * 2), slots).map(_import_source).collect()))

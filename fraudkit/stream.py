@@ -85,13 +85,14 @@ def run_stream(
     stops once everything sent has been processed.
     """
     from fraudkit.model import ensure_model
-    from fraudkit.spark import build_spark
+    from fraudkit.spark import build_spark, warm_up_workers
 
     started = time.perf_counter()
     own_spark = spark is None
     if own_spark:
         spark = build_spark(shuffle_partitions=settings.stream.shuffle_partitions)
     artifact = artifact or ensure_model(settings)
+    warm_up_workers(spark)
     sink = BatchSink(settings, artifact, alerts=alerts)
     report = StreamReport(batches=sink.history)
     try:

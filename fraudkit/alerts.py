@@ -23,6 +23,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -307,6 +308,7 @@ def send_alerts(
     recipient: str,
     stale_after_s: float = CLAIM_STALE_AFTER_S,
     now: Callable[[], float] = time.time,
+    max_workers: int = 8,
 ) -> dict[str, Any]:
     """Send each alert of ``event`` once, through SES, with a DynamoDB ledger against repeats.
 
@@ -325,6 +327,8 @@ def send_alerts(
         recipient: where the alerts go.
         stale_after_s: the age after which a ``sending`` claim counts as abandoned.
         now: the clock, in epoch seconds.
+        max_workers: alerts sent at once (each is a claim, a send and a mark, all I/O; every
+            alert has its own tx_id, so they are independent).
 
     Returns:
         ``{"batch_id", "sent", "duplicate", "in_flight", "rejected", "failed", "results"}``
@@ -342,16 +346,13 @@ def send_alerts(
         )
         return {"batch_id": None, **counts, "results": results}
 
-    for index, raw in enumerate(envelope.alerts):
+    def send_one(index: int, raw: Any) -> dict[str, Any]:
         tx_id = raw.get("tx_id") if isinstance(raw, Mapping) else None
         row: dict[str, Any] = {"index": index, "tx_id": tx_id}
-        results.append(row)
         try:
             alert = Alert.model_validate(raw)
         except ValidationError as exc:
-            row.update(status="rejected", error=_first_error(exc))
-            counts["rejected"] += 1
-            continue
+            return {**row, "status": "rejected", "error": _first_error(exc)}
         row["tx_id"] = alert.tx_id
         claim_id = uuid.uuid4().hex
         try:
@@ -366,14 +367,9 @@ def send_alerts(
                 envelope.attempt,
             )
         except (ClientError, BotoCoreError) as exc:
-            row.update(status="failed", error=f"ledger: {_error_text(exc)}")
-            counts["failed"] += 1
-            continue
+            return {**row, "status": "failed", "error": f"ledger: {_error_text(exc)}"}
         if held is not None:
-            status = "duplicate" if held == SENT else "in_flight"
-            row["status"] = status
-            counts[status] += 1
-            continue
+            return {**row, "status": "duplicate" if held == SENT else "in_flight"}
 
         mail = render_alert(alert)
         try:
@@ -390,22 +386,40 @@ def send_alerts(
             )
         except (ClientError, BotoCoreError) as exc:
             row.update(status="failed", error=f"ses: {_error_text(exc)}")
-            counts["failed"] += 1
             try:
                 _release(dynamodb, table_name, alert.tx_id, claim_id)
             except (ClientError, BotoCoreError) as release_exc:
                 # The claim stays; it goes stale after stale_after_s and is then retaken.
                 row["error"] += f"; claim not released: {_error_text(release_exc)}"
-            continue
+            return row
 
         message_id = response["MessageId"]
         row.update(status="sent", message_id=message_id)
-        counts["sent"] += 1
         try:
             _mark_sent(dynamodb, table_name, alert.tx_id, claim_id, message_id, now())
         except (ClientError, BotoCoreError) as exc:
             # The mail went out; do not fail (a retry would send it again).
             row["ledger_error"] = _error_text(exc)
+        return row
+
+    # A transaction named twice in one event is sent once: the repeat is a duplicate.
+    first: dict[Any, int] = {}
+    for index, raw in enumerate(envelope.alerts):
+        key = raw.get("tx_id") if isinstance(raw, Mapping) else None
+        if isinstance(key, str) and key:
+            first.setdefault(key, index)
+
+    def send_or_skip(index: int, raw: Any) -> dict[str, Any]:
+        key = raw.get("tx_id") if isinstance(raw, Mapping) else None
+        if isinstance(key, str) and first.get(key, index) != index:
+            return {"index": index, "tx_id": key, "status": "duplicate"}
+        return send_one(index, raw)
+
+    workers = max(1, min(max_workers, len(envelope.alerts)))
+    with ThreadPoolExecutor(max_workers=workers) as pool:  # boto3 clients are thread-safe
+        results = list(pool.map(lambda args: send_or_skip(*args), enumerate(envelope.alerts)))
+    for row in results:
+        counts[row["status"]] += 1
 
     return {"batch_id": envelope.batch_id, **counts, "results": results}
 

@@ -277,6 +277,25 @@ def test_a_claim_left_by_the_same_attempt_is_taken_over_at_once(aws: Settings) -
 
 
 @pytest.mark.aws
+def test_many_alerts_at_once_each_go_out_once(aws: Settings) -> None:
+    alerts = [make_alert(f"tx-many-{i:03d}") for i in range(40)]
+    alerts.append(make_alert("tx-many-007"))  # named twice in one event
+    result = send_alerts(
+        {"alerts": alerts, "batch_id": 9},
+        ses=client("ses", aws),
+        dynamodb=client("dynamodb", aws),
+        table_name=aws.aws.dedupe_table,
+        sender=aws.aws.ses_sender,
+        recipient=aws.aws.alert_recipient,
+    )
+    assert (result["sent"], result["duplicate"], result["failed"]) == (40, 1, 0)
+    assert [r["index"] for r in result["results"]] == list(range(41))
+    assert result["results"][-1]["status"] == "duplicate"
+    assert len(mails_about(aws, "tx-many-007")) == 1
+    assert all(len(mails_about(aws, f"tx-many-{i:03d}")) == 1 for i in range(40))
+
+
+@pytest.mark.aws
 def test_lambda_deploy_shape(aws: Settings) -> None:
     package = io.BytesIO()
     with zipfile.ZipFile(package, "w") as zf:

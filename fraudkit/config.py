@@ -110,6 +110,7 @@ class StreamSettings(_Section):
     dlq_dir: Path = Path("lake/dlq")
     alerts_dir: Path = Path("lake/alerts")
     trigger_seconds: float = Field(1, gt=0)
+    threshold: float | None = Field(None, ge=0, le=1)
     shuffle_partitions: int = Field(2, ge=1)
 
 

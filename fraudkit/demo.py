@@ -253,7 +253,16 @@ def run_demo(
         run = prepare_run(live)
         say(f"run folder: {run.folder}")
         artifact = ensure_model(live)
-        say(f"model: {artifact.model_id} threshold {artifact.threshold:.4f}")
+        threshold = live.stream.threshold
+        say(
+            f"model: {artifact.model_id}, threshold "
+            + (
+                f"{threshold:.4f} (configured)"
+                if threshold is not None
+                else f"{artifact.threshold:.4f} (chosen on validation by "
+                f"{artifact.metadata['threshold']['strategy']})"
+            )
+        )
         frame = replay_period(load_transactions(live.data.source, settings=live), artifact, period)
         frame = frame.iloc[:limit] if limit else frame
         say(

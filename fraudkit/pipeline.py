@@ -54,7 +54,9 @@ def _text(value: Any) -> str | None:
     return str(value)
 
 
-def score_batch(raw: pd.DataFrame, artifact: Any, batch_id: int) -> BatchResult:
+def score_batch(
+    raw: pd.DataFrame, artifact: Any, batch_id: int, threshold: float | None = None
+) -> BatchResult:
     """Parse, validate, featurise and score one batch of Kafka rows.
 
     Args:
@@ -62,6 +64,7 @@ def score_batch(raw: pd.DataFrame, artifact: Any, batch_id: int) -> BatchResult:
             ``offset`` and ``timestamp``.
         artifact: a loaded ``fraudkit.model.ModelArtifact``.
         batch_id: the micro-batch id (recorded on every output row).
+        threshold: flag at this score instead of the artifact's threshold.
 
     Returns:
         Scored rows (tx_id, the raw features, score, flagged, threshold, Kafka coordinates) and
@@ -82,8 +85,9 @@ def score_batch(raw: pd.DataFrame, artifact: Any, batch_id: int) -> BatchResult:
     else:
         scores = np.empty(0, dtype="float64")
     scored["score"] = scores.astype("float64")
-    scored["threshold"] = float(artifact.threshold)
-    scored["flagged"] = scored["score"] >= artifact.threshold
+    cut = float(artifact.threshold if threshold is None else threshold)
+    scored["threshold"] = cut
+    scored["flagged"] = scored["score"] >= cut
     scored["model_id"] = artifact.model_id
     scored["kafka_partition"] = coords["partition"].to_numpy().astype("int32")
     scored["kafka_offset"] = coords["offset"].to_numpy().astype("int64")
@@ -213,7 +217,7 @@ class BatchSink:
     def handle(self, raw: pd.DataFrame, batch_id: int) -> BatchResult:
         """Process one batch of Kafka-shaped rows; safe to call again with the same batch."""
         started = time.perf_counter()
-        result = score_batch(raw, self.artifact, batch_id)
+        result = score_batch(raw, self.artifact, batch_id, self.settings.stream.threshold)
         stream = self.settings.stream
         write_partition(result.scored, stream.output_dir, batch_id)
         write_partition(result.dead_letters, stream.dlq_dir, batch_id)

@@ -108,10 +108,17 @@ def start_query(
     *,
     max_offsets: int | None = None,
     available_now: bool = False,
+    starting_offsets: str = "earliest",
 ) -> Any:
     """A streaming query from ``topic`` into the idempotent Parquet sink."""
     writer = (
-        read_kafka_stream(spark, settings, topic=topic, max_offsets_per_trigger=max_offsets)
+        read_kafka_stream(
+            spark,
+            settings,
+            topic=topic,
+            max_offsets_per_trigger=max_offsets,
+            starting_offsets=starting_offsets,
+        )
         .writeStream.foreachBatch(idempotent_sink(sink))
         .option("checkpointLocation", str(checkpoint))
     )
@@ -354,13 +361,16 @@ def test_json_starting_offsets_skip_what_came_before(
     produce(broker, topic, range(500))
     start = json.dumps({topic: topic_ends(broker, topic)})
     produce(broker, topic, range(500, 800))
-    writer = (
-        read_kafka_stream(spark, broker, topic=topic, starting_offsets=start)
-        .writeStream.foreachBatch(idempotent_sink(tmp_path / "sink"))
-        .option("checkpointLocation", str(tmp_path / "ck"))
-        .trigger(availableNow=True)
+    query = start_query(
+        spark,
+        broker,
+        topic,
+        tmp_path / "ck",
+        tmp_path / "sink",
+        available_now=True,
+        starting_offsets=start,
     )
-    writer.start().awaitTermination(120)
+    query.awaitTermination(120)
     assert_exactly(read_sink(tmp_path / "sink"), range(500, 800))
 
 

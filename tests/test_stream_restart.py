@@ -2,7 +2,8 @@
 
 ``fraudkit stream`` runs in a subprocess against the real broker, explanation service and moto;
 it is SIGKILLed after its first micro-batches land, then run again. Every transaction must be
-in the lake exactly once, and every flagged one must have had exactly one e-mail.
+in the lake exactly once, and every flagged one must have had its e-mail: once, or twice only
+where the kill fell between SES accepting the mail and the ledger recording it.
 """
 
 import os
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from fraudkit.alerts import provision_local, sent_messages
+from fraudkit.aws import client
 from fraudkit.data import load_transactions
 from fraudkit.demo import replay_period
 from fraudkit.kafka_io import ensure_topics, produce_transactions
@@ -75,6 +77,9 @@ def test_killed_stream_resumes_without_loss_or_duplicate_alerts(live_services, t
     first.wait()
     landed = len(read_lake(scored_dir))
     assert 0 < landed < len(frame), "the kill must land mid-stream"
+    # Claims the killed run left open: for these the mail may or may not have gone out.
+    ledger = client("dynamodb", live).scan(TableName=live.aws.dedupe_table)["Items"]
+    open_claims = {i["tx_id"]["S"] for i in ledger if i["status"]["S"] == "sending"}
 
     second = _stream(env, log=log)
     assert second.wait(timeout=300) == 0, log.read_text()[-3000:]
@@ -85,4 +90,10 @@ def test_killed_stream_resumes_without_loss_or_duplicate_alerts(live_services, t
     assert flagged
     mails = [m for m in sent_messages(live) if any(t in m["body"] for t in flagged)]
     per_tx = {t: sum(t in m["subject"] for m in mails) for t in flagged}
-    assert set(per_tx.values()) == {1}, per_tx
+    # Never lost: every flagged transaction had its e-mail. Exactly once, except where the
+    # run died between SES accepting a mail and the ledger recording it: that claim was left
+    # open, and the replay sends once more (SES has no idempotency key to do better).
+    assert min(per_tx.values()) == 1, per_tx
+    twice = {t for t, n in per_tx.items() if n > 1}
+    assert twice <= open_claims, (twice, open_claims)
+    assert max(per_tx.values()) <= 2, per_tx

@@ -24,8 +24,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.spark, pytest.mark.kafka, pytest.mark
 def test_demo_scores_every_transaction_once_and_really_sends_alerts(tmp_path, spark):
     settings = make_settings(tmp_path / "runs")
     lines: list[str] = []
-    summary = run_demo(settings, limit=1500, say=lines.append, spark=spark, stop_services=False)
     try:
+        summary = run_demo(settings, limit=1500, say=lines.append, spark=spark, stop_services=False)
         assert summary["produced"] == 1500
         assert summary["scored"] == 1500
         assert summary["duplicates"] == 0 and summary["missing"] == 0

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from fraudkit.config import load_settings
 from fraudkit.notebook import run_notebook as execute
-from fraudkit.services import free_port
+from fraudkit.services import down, free_port
 
 pytestmark = [pytest.mark.notebooks]
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
@@ -29,7 +30,9 @@ def private_run(tmp_path, monkeypatch):
         monkeypatch.setenv(f"FRAUDKIT_SERVICES__{name}_PORT", str(free_port()))
     for name in ("KAFKA_BOOTSTRAP_SERVERS", "AWS_ENDPOINT_URL", "FRAUDKIT_LLM_URL"):
         monkeypatch.delenv(name, raising=False)
-    return tmp_path
+    yield tmp_path
+    # A notebook that failed half-way leaves its services up: stop what it recorded.
+    down(load_settings(use_state=False), say=lambda _: None)
 
 
 def test_00_quickstart(private_run):

@@ -29,14 +29,17 @@ def test_up_is_idempotent_and_down_stops_exactly_its_pids(tmp_path):
     messages: list[str] = []
     first = up(settings, names=("kafka", "moto"), say=messages.append)
     pids = {name: info["pid"] for name, info in first.items()}
-    assert all(pid_alive(pid) for pid in pids.values())
-    again = up(settings, names=("kafka", "moto"), say=messages.append)
-    assert {n: i["pid"] for n, i in again.items()} == pids
-    assert sum("already running" in m for m in messages) == 2
-    rows = {r["name"]: r for r in status(settings)}
-    assert rows["kafka"]["healthy"] and rows["moto"]["healthy"]
-    assert not rows["llm"]["healthy"]
-    assert down(settings, say=messages.append) == ["kafka", "moto"]
+    try:
+        assert all(pid_alive(pid) for pid in pids.values())
+        again = up(settings, names=("kafka", "moto"), say=messages.append)
+        assert {n: i["pid"] for n, i in again.items()} == pids
+        assert sum("already running" in m for m in messages) == 2
+        rows = {r["name"]: r for r in status(settings)}
+        assert rows["kafka"]["healthy"] and rows["moto"]["healthy"]
+        assert not rows["llm"]["healthy"]
+    finally:
+        stopped = down(settings, say=messages.append)
+    assert stopped == ["kafka", "moto"]
     assert not any(pid_alive(pid) for pid in pids.values())
     assert read_state(settings.run_dir) == {}
 

@@ -346,9 +346,10 @@ def send_alerts(
         )
         return {"batch_id": None, **counts, "results": results}
 
+    keys = [raw.get("tx_id") if isinstance(raw, Mapping) else None for raw in envelope.alerts]
+
     def send_one(index: int, raw: Any) -> dict[str, Any]:
-        tx_id = raw.get("tx_id") if isinstance(raw, Mapping) else None
-        row: dict[str, Any] = {"index": index, "tx_id": tx_id}
+        row: dict[str, Any] = {"index": index, "tx_id": keys[index]}
         try:
             alert = Alert.model_validate(raw)
         except ValidationError as exc:
@@ -403,14 +404,13 @@ def send_alerts(
         return row
 
     # A transaction named twice in one event is sent once: the repeat is a duplicate.
-    first: dict[Any, int] = {}
-    for index, raw in enumerate(envelope.alerts):
-        key = raw.get("tx_id") if isinstance(raw, Mapping) else None
+    first: dict[str, int] = {}
+    for index, key in enumerate(keys):
         if isinstance(key, str) and key:
             first.setdefault(key, index)
 
     def send_or_skip(index: int, raw: Any) -> dict[str, Any]:
-        key = raw.get("tx_id") if isinstance(raw, Mapping) else None
+        key = keys[index]
         if isinstance(key, str) and first.get(key, index) != index:
             return {"index": index, "tx_id": key, "status": "duplicate"}
         return send_one(index, raw)
